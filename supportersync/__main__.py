@@ -1,0 +1,3 @@
+from supportersync.cli import main
+
+main()

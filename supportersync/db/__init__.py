@@ -1,0 +1,1 @@
+"""Database access: tables, engine set-up, migrations and dialect-aware upserts."""
