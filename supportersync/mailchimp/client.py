@@ -406,36 +406,42 @@ class MailchimpClient:
         return OpResult(op.operation_id, response.status_code, payload)
 
     def _batches(self, chunks: list[list[Operation]]) -> Iterator[list[OpResult]]:
-        submitted: dict[str, list[Operation]] = {}
-        for chunk in chunks:
+        def submit(chunk: list[Operation]) -> tuple[list[Operation], str | None, str]:
+            body = {"operations": [
+                {"method": op.method, "path": "/" + op.path.lstrip("/"), "operation_id": op.operation_id,
+                 **({"body": json.dumps(op.body)} if op.body is not None else {})}
+                for op in chunk]}
             try:
-                batch = self.request("POST", "batches", body={"operations": [
-                    {"method": op.method, "path": "/" + op.path.lstrip("/"), "operation_id": op.operation_id,
-                     **({"body": json.dumps(op.body)} if op.body is not None else {})}
-                    for op in chunk]})
+                return chunk, str(self.request("POST", "batches", body=body)["id"]), ""
             except (MailchimpUnavailable, MailchimpRequestError) as exc:
-                yield _lost(chunk, f"batch not accepted: {exc.message}")
-                continue
-            submitted[str(batch["id"])] = chunk
+                return chunk, None, exc.message
+
+        def poll(batch_id: str) -> dict[str, Any]:
+            try:
+                return self.request("GET", f"batches/{batch_id}") or {}
+            except MailchimpUnavailable:
+                return {}  # polls are reads: try again on the next round
+
+        pending: dict[str, list[Operation]] = {}
+        for chunk, batch_id, problem in self.map(submit, chunks):
+            if batch_id is None:
+                yield _lost(chunk, f"batch not accepted: {problem}")
+            else:
+                pending[batch_id] = chunk
         deadline = time.monotonic() + self.batch_timeout
         delays = iter(self._poll_delays) if self._poll_delays is not None else _poll_schedule()
-        pending = dict(submitted)
         while pending:
-            for batch_id in list(pending):
-                try:
-                    status = self.request("GET", f"batches/{batch_id}") or {}
-                except MailchimpUnavailable:
-                    continue  # polls are reads: try again on the next round
-                if status.get("status") != "finished":
-                    continue
-                chunk = pending.pop(batch_id)
-                yield self._batch_results(chunk, status)
-            if pending:
-                if time.monotonic() > deadline:
-                    for batch_id, chunk in pending.items():
-                        yield _lost(chunk, f"batch {batch_id} did not finish within {self.batch_timeout:g} s")
-                    return
-                self._sleep(next(delays, 10.0))
+            self._sleep(next(delays, 10.0))
+            ids = list(pending)
+            finished = [(batch_id, status) for batch_id, status in zip(ids, self.map(poll, ids), strict=True)
+                        if status.get("status") == "finished"]
+            yield from self.map(lambda item: self._batch_results(pending[item[0]], item[1]), finished)
+            for batch_id, _status in finished:
+                del pending[batch_id]
+            if pending and time.monotonic() > deadline:
+                for batch_id, chunk in pending.items():
+                    yield _lost(chunk, f"batch {batch_id} did not finish within {self.batch_timeout:g} s")
+                return
 
     def _batch_results(self, chunk: list[Operation], status: dict[str, Any]) -> list[OpResult]:
         url = status.get("response_body_url") or ""
