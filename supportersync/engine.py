@@ -26,7 +26,7 @@ from supportersync.hookspecs import PluginContext, SyncResult
 from supportersync.locking import hold_locks
 from supportersync.logs import current_job
 from supportersync.plugins import PluginRun, Plugins, notify_sync_completed
-from supportersync.sync import EntityResult, EntitySync, Progress
+from supportersync.sync import EntityResult, EntitySync, Progress, read_cursor
 from supportersync.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,8 @@ def _locked_run(settings: Settings, org: OrgSettings, engine: Engine, client: Cl
     job_id = jobs.start_job(engine, organization_id=organization_id, org_name=org.name, entity=entity, mode=mode)
     token = current_job.set(job_id)
     try:
-        abandoned = jobs.abandon_running(engine, organization_id, [*names, entity], except_job=job_id)
+        # Holding these locks proves that no live process runs them (nor `all`, which takes every lock).
+        abandoned = jobs.abandon_running(engine, organization_id, [*names, "all"], except_job=job_id)
         if abandoned:
             log.warning("marked job(s) %s abandoned: their process stopped without finishing",
                         ", ".join(map(str, abandoned)))
@@ -124,6 +125,8 @@ def _pull(settings: Settings, org: OrgSettings, engine: Engine, client: ClassyCl
         outcome.error = f"unexpected {type(exc).__name__}: {exc}"
     for result in outcome.entities:
         outcome.counts.add(result.counts)
+        if result.cursor_after is None:  # a failed entity: record where its committed pages left the cursor
+            result.cursor_after = read_cursor(engine, org.organization_id, result.entity)
     if outcome.status != "failed":
         partial = outcome.counts.failed > 0
         outcome.status = "partial" if partial else "succeeded"
@@ -138,8 +141,10 @@ def _finish(engine: Engine, org: OrgSettings, outcome: RunOutcome, entity: str, 
         (r.window_start for r in results if r.window_start), default=None)
     window_end = min((r.window_end for r in results if r.window_end), default=None)
     single = results[0] if len(results) == 1 else None
+    modes = {r.mode for r in results}
+    actual_mode = modes.pop() if len(modes) == 1 else mode  # a first run is full whatever was asked
     jobs.finish_job(
-        engine, outcome.job_id, status=outcome.status, counts=outcome.counts,
+        engine, outcome.job_id, status=outcome.status, counts=outcome.counts, mode=actual_mode,
         requests=outcome.requests, retries=outcome.retries, error=outcome.error,
         cursor_before=single.cursor_before if single else {r.entity: r.cursor_before for r in results},
         cursor_after=single.cursor_after if single else {r.entity: r.cursor_after for r in results},
@@ -147,14 +152,13 @@ def _finish(engine: Engine, org: OrgSettings, outcome: RunOutcome, entity: str, 
         details={"entities": {r.entity: r.as_details() for r in results},
                  "stats_changed": len(outcome.stats_changed_ids)},
     )
-    modes = {r.mode for r in results}
     supporters = next((r for r in results if r.entity == "supporters"), None)
     outcome.result = SyncResult(
         job_id=outcome.job_id,
         organization_id=org.organization_id,
         org_name=org.name,
         entity=entity,
-        mode=modes.pop() if len(modes) == 1 else mode,
+        mode=actual_mode,
         status=outcome.status,
         counts=outcome.counts.as_dict(),
         supporters_inserted=frozenset(supporters.inserted_ids) if supporters else frozenset(),

@@ -103,14 +103,17 @@ def _raw_text(raw: Any) -> str | None:
     return text[:MAX_RAW_ERROR_CHARS]
 
 
-def finish_job(engine: Engine, job_id: int, *, status: str, counts: Counts, requests: int = 0, retries: int = 0,
+def finish_job(engine: Engine, job_id: int, *, status: str, counts: Counts, mode: str | None = None,
+               requests: int = 0, retries: int = 0,
                error: str | None = None, cursor_before: Any = None, cursor_after: Any = None,
                window_start: datetime | None = None, window_end: datetime | None = None,
                details: Mapping[str, Any] | None = None) -> None:
     assert status in STATUSES
+    extra = {"mode": mode} if mode else {}
     with engine.begin() as conn:
         conn.execute(
             sa.update(sync_jobs).where(sync_jobs.c.id == job_id).values(
+                **extra,
                 status=status, finished_at=utcnow(), heartbeat_at=utcnow(), error=error,
                 requests=requests, retries=retries, cursor_before=cursor_before, cursor_after=cursor_after,
                 window_start=window_start, window_end=window_end,

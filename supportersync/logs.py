@@ -6,14 +6,51 @@ import contextvars
 import json
 import logging
 import sys
+import threading
 from datetime import datetime, timezone
 
-current_job: contextvars.ContextVar[int | None] = contextvars.ContextVar("current_job", default=None)
+
+class _CurrentJob:
+    """The job a log line belongs to.
+
+    A context variable, plus the jobs running in this process for the threads that do not
+    inherit it: thread pools (full-sync page fetches, the Mailchimp client) start with an
+    empty context, and their lines must still name the job.
+    """
+
+    def __init__(self) -> None:
+        self._var: contextvars.ContextVar[int | None] = contextvars.ContextVar("current_job", default=None)
+        self._running: list[int] = []
+        self._lock = threading.Lock()
+
+    def get(self) -> int | None:
+        job = self._var.get()
+        if job is None:
+            with self._lock:
+                return self._running[-1] if self._running else None
+        return job
+
+    def set(self, job_id: int) -> tuple[contextvars.Token[int | None], int]:
+        with self._lock:
+            self._running.append(job_id)
+        return self._var.set(job_id), job_id
+
+    def reset(self, token: tuple[contextvars.Token[int | None], int]) -> None:
+        var_token, job_id = token
+        self._var.reset(var_token)
+        with self._lock:
+            if job_id in self._running:
+                del self._running[len(self._running) - 1 - self._running[::-1].index(job_id)]
+
+
+current_job = _CurrentJob()
 
 
 class _JobFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        record.job_id = current_job.get()
+        # An explicit `extra={"job_id": ...}` wins: lines about a job written after it ended.
+        if getattr(record, "job_id", None) is None:
+            record.job_id = current_job.get()
         return True
 
 

@@ -110,10 +110,13 @@ class PluginRun:
     counts: dict[str, int] = field(default_factory=dict)
     error: str | None = None
     details: tuple[dict[str, Any], ...] = ()
+    message: str | None = None
+    """The outcome's message, whatever the status (for a dry run: the plan)."""
 
     def as_record(self) -> dict[str, Any]:
         return {"name": self.name, "status": self.status, "duration_ms": self.duration_ms,
-                "counts": self.counts, "error": self.error, "details": list(self.details[:50])}
+                "counts": self.counts, "error": self.error, "message": self.message,
+                "details": list(self.details[:50])}
 
 
 def call_isolated(plugins: Plugins, hook_name: str, only: str | None = None, **kwargs: Any) -> list[PluginRun]:
@@ -135,7 +138,7 @@ def call_isolated(plugins: Plugins, hook_name: str, only: str | None = None, **k
         elif isinstance(outcome, PluginOutcome):
             runs.append(PluginRun(name, outcome.status, _ms(started), dict(outcome.counts),
                                   outcome.message if outcome.status == "failed" else None,
-                                  tuple(outcome.details)))
+                                  tuple(outcome.details), outcome.message))
         else:
             runs.append(PluginRun(name, "failed", _ms(started),
                                   error=f"returned {type(outcome).__name__}, expected PluginOutcome or None"))

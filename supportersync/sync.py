@@ -42,7 +42,7 @@ from supportersync.db.schema import sync_cursors, sync_seen
 from supportersync.db.upsert import insert_ignore, upsert
 from supportersync.errors import SourceResponseError, SyncAborted
 from supportersync.jobs import Counts, RecordError, heartbeat, record_errors
-from supportersync.timeutil import ensure_utc, format_classy, isoformat, parse_datetime, utcnow
+from supportersync.timeutil import format_classy, isoformat, parse_datetime, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -196,11 +196,7 @@ class EntitySync:
         return {"updated_at": isoformat(at), "strict": True} if strict else {"updated_at": isoformat(at)}
 
     def _finish_cursor(self) -> None:
-        with self.engine.begin() as conn:
-            row = conn.execute(sa.select(sync_cursors.c.cursor).where(
-                sync_cursors.c.organization_id == self.organization_id,
-                sync_cursors.c.entity == self.spec.key)).first()
-            self.result.cursor_after = row[0] if row else None
+        self.result.cursor_after = read_cursor(self.engine, self.organization_id, self.spec.key)
 
     # -- full -----------------------------------------------------------------------
 
@@ -386,13 +382,8 @@ class EntitySync:
         return {r.id: dict(r._mapping) for r in rows}
 
     def _read_cursor(self) -> dict[str, Any] | None:
-        with self.engine.connect() as conn:
-            row = conn.execute(sa.select(sync_cursors.c.cursor).where(
-                sync_cursors.c.organization_id == self.organization_id,
-                sync_cursors.c.entity == self.spec.key)).first()
-        if row is None or not row[0] or not row[0].get("updated_at"):
-            return None
-        return dict(row[0])
+        cursor = read_cursor(self.engine, self.organization_id, self.spec.key)
+        return cursor if cursor and cursor.get("updated_at") else None
 
     def _write_cursor(self, conn: Connection, cursor: dict[str, Any], *, full: bool = False) -> None:
         values: dict[str, Any] = {"cursor": cursor, "job_id": self.job_id, "updated_at": self.clock()}
@@ -406,10 +397,8 @@ class EntitySync:
                 organization_id=self.organization_id, entity=self.spec.key, **values))
 
 
-def read_cursor_at(conn: Connection, organization_id: int, entity: str) -> datetime | None:
-    row = conn.execute(sa.select(sync_cursors.c.cursor).where(
-        sync_cursors.c.organization_id == organization_id, sync_cursors.c.entity == entity)).first()
-    if not row or not row[0]:
-        return None
-    value = parse_datetime(row[0].get("updated_at"))
-    return ensure_utc(value) if value else None
+def read_cursor(engine: Engine, organization_id: int, entity: str) -> dict[str, Any] | None:
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(sync_cursors.c.cursor).where(
+            sync_cursors.c.organization_id == organization_id, sync_cursors.c.entity == entity)).first()
+    return dict(row[0]) if row and row[0] else None

@@ -46,19 +46,33 @@ def list_command(
     if as_json:
         print_json(docs)
         return
-    table = Table(title_justify="left")
-    for column in ("id", "org", "entity", "mode", "status", "started", "secs", "fetched", "ins", "upd", "del",
-                   "fail", "plugins", "error"):
-        table.add_column(column, overflow="fold")
+    if not docs:
+        stdout.print("no jobs recorded yet: run `supportersync run all`", highlight=False)
+        return
+    # Only the columns that say something, so the table fits a terminal.
+    columns = ["id"]
+    columns += ["org"] if len({d["org_name"] for d in docs}) > 1 else []
+    columns += ["entity", "mode", "status", "started UTC", "secs", "changes"]
+    columns += ["plugins"] if any(d["plugins"] for d in docs) else []
+    columns += ["error"] if any(d["error"] for d in docs) else []
+    table = Table(caption="changes: +inserted ~updated -deleted !failed", caption_justify="left")
+    for column in columns:
+        table.add_column(column, no_wrap=column not in ("error", "plugins", "changes"), overflow="fold")
     for d in docs:
         r = d["records"]
-        status_text = d["status"] + (" (stale)" if d.get("stale") else "")
-        plugins = ", ".join(f"{p['name']}:{p['status']}" for p in d["plugins"])
-        table.add_row(str(d["id"]), d["org_name"], d["entity"], d["mode"], status_text,
-                      (d["started_at"] or "")[:19].replace("T", " "),
-                      "" if d["duration_seconds"] is None else f"{d['duration_seconds']:.1f}",
-                      str(r["fetched"]), str(r["inserted"]), str(r["updated"]), str(r["deleted"]),
-                      str(r["failed"]), plugins, (d["error"] or "")[:80])
+        cells = {
+            "id": str(d["id"]),
+            "org": d["org_name"],
+            "entity": d["entity"],
+            "mode": d["mode"],
+            "status": d["status"] + (" (stale)" if d.get("stale") else ""),
+            "started UTC": (d["started_at"] or "")[5:16].replace("T", " "),
+            "secs": "" if d["duration_seconds"] is None else f"{d['duration_seconds']:.1f}",
+            "changes": f"+{r['inserted']} ~{r['updated']} -{r['deleted']}" + (f" !{r['failed']}" if r["failed"] else ""),
+            "plugins": ", ".join(f"{p['name']}:{p['status']}" for p in d["plugins"]),
+            "error": (d["error"] or "")[:200],
+        }
+        table.add_row(*(cells[c] for c in columns))
     stdout.print(table)
 
 

@@ -259,6 +259,18 @@ supportersync.stats.recompute writes here. `changed_at` moves only when a value 
 plugin would push changes (not days_since_last_gift or computed_at alone).
 """
 
+sa.Index(
+    "ix_transactions_org_gifts",
+    transactions.c.organization_id,
+    transactions.c.supporter_id,
+    transactions.c.purchased_at,
+    transactions.c.donation_gross_amount,
+    sqlite_where=sa.text("status = 'success' AND deleted_at IS NULL"),
+    postgresql_where=sa.text("status = 'success' AND deleted_at IS NULL"),
+)
+"""Gifts only, covering what supportersync.stats aggregates: recompute reads this index, not
+the transaction rows (whose raw JSON makes them wide)."""
+
 # -- Mailchimp plugin state (supportersync.mailchimp; migration 0003_mailchimp) --------
 
 mailchimp_members = sa.Table(

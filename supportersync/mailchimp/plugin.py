@@ -119,8 +119,7 @@ class MailchimpPlugin:
             return PluginOutcome("skipped", message="Another Mailchimp push for this organization is running; "
                                  "this one was skipped (the next run catches up).")
         except MailchimpError as exc:
-            context.logger.error("mailchimp: %s", exc)
-            return report.outcome(error=exc)
+            return report.outcome(error=exc)  # the caller logs and records failures
         outcome = report.outcome()
         if outcome.status == "partial":
             context.logger.warning("mailchimp: %s", outcome.message)

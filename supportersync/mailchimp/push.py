@@ -98,8 +98,6 @@ class PushReport:
                          "status": c.status, "reason": c.reason,
                          "changed_at": c.changed_at.isoformat() if c.changed_at else None}
                         for c in self.plan.conflicts]
-            if self.dry_run:
-                details = [*self._plan_details(), *details]
         counts = dict(self.counts)
         if self.plan is not None:
             counts["duplicates"] = len(self.plan.duplicates)
@@ -131,15 +129,6 @@ class PushReport:
             text += (f" {len(self.plan.conflicts)} supporter(s) are opted in at Classy but unsubscribed or cleaned "
                      "in Mailchimp (listed in the details; never re-subscribed by this tool).")
         return text
-
-    def _plan_details(self) -> list[dict[str, Any]]:
-        assert self.plan is not None
-        out: list[dict[str, Any]] = [{"kind": "skip", "reason": reason, "count": number}
-                                     for reason, number in self.plan.skip_reasons().most_common()]
-        out += [{"kind": "tag", "tag": name, "add": len(add), "remove": len(remove)}
-                for name, (add, remove) in sorted(self.plan.tag_changes().items())]
-        out += [{"kind": "merge_field_to_create", "tag": tag} for tag in self.merge_fields_to_create]
-        return out
 
 
 class Pusher:

@@ -43,7 +43,12 @@ def upgrade() -> None:
     op.create_index("ix_supporter_stats_org_frequency", "supporter_stats", ["organization_id", "frequency_segment"])
     op.create_index("ix_supporter_stats_org_last_gift", "supporter_stats", ["organization_id", "last_gift_at"])
     op.create_index("ix_supporter_stats_org_changed", "supporter_stats", ["organization_id", "changed_at"])
+    gifts = sa.text("status = 'success' AND deleted_at IS NULL")
+    op.create_index("ix_transactions_org_gifts", "transactions",
+                    ["organization_id", "supporter_id", "purchased_at", "donation_gross_amount"],
+                    sqlite_where=gifts, postgresql_where=gifts)
 
 
 def downgrade() -> None:
+    op.drop_index("ix_transactions_org_gifts", table_name="transactions")
     op.drop_table("supporter_stats")
