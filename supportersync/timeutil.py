@@ -31,19 +31,14 @@ def parse_datetime(value: object) -> datetime | None:
         return ensure_utc(value)
     if not isinstance(value, str):
         raise ValueError(f"expected a datetime string, got {type(value).__name__}")
-    text = value.strip()
-    if len(text) == 10:
-        d = date.fromisoformat(text)
-        return datetime(d.year, d.month, d.day, tzinfo=UTC)
-    if text.endswith("Z"):
-        text = text[:-1] + "+00:00"
-    elif re.search(r"[+-]\d{4}$", text):
-        text = text[:-2] + ":" + text[-2:]
-    parsed = datetime.fromisoformat(text.replace(" ", "T", 1))
+    # Python 3.11 reads every shape Classy sends: +0000, Z, .000000Z and plain dates.
+    parsed = datetime.fromisoformat(value.strip())
     if parsed.tzinfo is None:
         # Classy documents UTC; a naive value is taken as UTC rather than local time.
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+        return parsed.replace(tzinfo=UTC)
+    if parsed.utcoffset():
+        return parsed.astimezone(UTC)
+    return parsed if parsed.tzinfo is UTC else parsed.replace(tzinfo=UTC)
 
 
 def parse_date(value: object) -> date | None:

@@ -19,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from supportersync.db.schema import campaigns, recurring_plans, supporters, transactions
+from supportersync.db.upsert import EncodedJSON
 from supportersync.timeutil import parse_date, parse_datetime
 
 
@@ -33,9 +34,10 @@ CLI_NAMES = {"supporters": "supporters", "transactions": "transactions",
              "recurring-plans": "recurring_plans", "campaigns": "campaigns"}
 
 
-def raw_hash(record: dict[str, Any]) -> str:
+def encode(record: dict[str, Any]) -> tuple[EncodedJSON, str]:
+    """The record's canonical JSON and its digest: encoded once, stored as is."""
     canonical = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return EncodedJSON(canonical), hashlib.sha256(canonical.encode()).hexdigest()
 
 
 # -- field readers: each raises MalformedRecord naming the field ------------------
@@ -208,8 +210,8 @@ class EntitySpec:
         if not isinstance(record, dict):
             raise MalformedRecord(f"expected a JSON object, got {type(record).__name__}")
         row = self.fields(record)
-        row.update(organization_id=organization_id, synced_at=synced_at, deleted_at=None,
-                   raw=record, raw_hash=raw_hash(record))
+        raw, digest = encode(record)
+        row.update(organization_id=organization_id, synced_at=synced_at, deleted_at=None, raw=raw, raw_hash=digest)
         return row
 
     def supporter_ids(self, rows: Iterable[dict[str, Any]]) -> set[int]:
