@@ -143,7 +143,8 @@ def run(name: str, engine: sa.Engine, loader, data: dict[str, list[tuple]], args
         for sid in affected:
             conn.execute(
                 transactions.update()
-                .where(transactions.c.id == sa.select(sa.func.min(transactions.c.id))
+                .where(transactions.c.organization_id == ORG,
+                       transactions.c.id == sa.select(sa.func.min(transactions.c.id))
                        .where(transactions.c.organization_id == ORG, transactions.c.supporter_id == sid)
                        .scalar_subquery())
                 .values(status="refunded")
@@ -158,7 +159,7 @@ def postgres_engine(url: str) -> Iterator[sa.Engine]:
     admin = sa.create_engine(url)
     with admin.begin() as conn:
         conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    scoped = make_url(url).update_query_dict({"options": f"-csearch_path={schema}" + __import__("os").environ.get("EXTRA_PGOPTIONS", "")})
+    scoped = make_url(url).update_query_dict({"options": f"-csearch_path={schema}"})
     engine = open_engine(scoped.render_as_string(hide_password=False))
     try:
         yield engine

@@ -27,9 +27,14 @@ class _Held(Protocol):
     def release(self) -> None: ...
 
 
-def lock_key(organization_id: int, entity: str) -> int:
-    """A stable signed 64-bit key (PostgreSQL advisory locks take a bigint)."""
-    digest = hashlib.blake2b(f"supportersync:{organization_id}:{entity}".encode(), digest_size=8).digest()
+def lock_key(organization_id: int, entity: str, namespace: str = "") -> int:
+    """A stable signed 64-bit key (PostgreSQL advisory locks take a bigint).
+
+    Advisory locks are per database; the namespace (the schema) keeps two copies of
+    supportersync in different schemas of one database from blocking each other.
+    """
+    digest = hashlib.blake2b(f"supportersync:{namespace}:{organization_id}:{entity}".encode(),
+                             digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
 
 
@@ -59,9 +64,11 @@ class _FileLock:
             self.handle.close()
 
 
-def _try_postgres(engine: Engine, key: int) -> _PostgresLock | None:
+def _try_postgres(engine: Engine, organization_id: int, entity: str) -> _PostgresLock | None:
     conn = engine.connect()
     try:
+        schema = conn.execute(sa.text("SELECT current_schema()")).scalar_one() or ""
+        key = lock_key(organization_id, entity, schema)
         got = conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar_one()
         conn.commit()  # the lock is session-level: it outlives this transaction
     except Exception:
@@ -105,7 +112,7 @@ def hold_locks(engine: Engine, organization_id: int, entities: Sequence[str]) ->
     try:
         for entity in entities:
             if engine.dialect.name == "postgresql":
-                lock: _Held | None = _try_postgres(engine, lock_key(organization_id, entity))
+                lock: _Held | None = _try_postgres(engine, organization_id, entity)
             else:
                 lock = _try_file(engine, organization_id, entity)
             if lock is None:

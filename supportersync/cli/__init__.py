@@ -44,7 +44,7 @@ def _register() -> None:
     # Each command group lives in its own module; importing registers it on `app`.
     import importlib
 
-    for name in ("run", "jobs", "db", "stats", "plugins", "ops"):
+    for name in ("run", "jobs", "db", "stats", "plugins", "ops", "config", "demo"):
         try:
             importlib.import_module(f"supportersync.cli.{name}")
         except ModuleNotFoundError as exc:

@@ -32,7 +32,7 @@ import tarfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -435,9 +435,11 @@ class MailchimpClient:
             ids = list(pending)
             finished = [(batch_id, status) for batch_id, status in zip(ids, self.map(poll, ids), strict=True)
                         if status.get("status") == "finished"]
-            yield from self.map(lambda item: self._batch_results(pending[item[0]], item[1]), finished)
-            for batch_id, _status in finished:
-                del pending[batch_id]
+            # Each batch's results are handed over as soon as they are read, to be recorded.
+            futures = [self._pool.submit(self._batch_results, pending.pop(batch_id), status)
+                       for batch_id, status in finished]
+            for future in as_completed(futures):
+                yield future.result()
             if pending and time.monotonic() > deadline:
                 for batch_id, chunk in pending.items():
                     yield _lost(chunk, f"batch {batch_id} did not finish within {self.batch_timeout:g} s")

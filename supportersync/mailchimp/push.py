@@ -85,7 +85,6 @@ class PushReport:
     merge_fields_missing: list[str] = field(default_factory=list)
     merge_field_problems: list[str] = field(default_factory=list)
     pulled: int = 0
-    requests: int = 0
 
     def outcome(self, *, error: MailchimpError | None = None) -> PluginOutcome:
         details: list[dict[str, Any]] = [*self.rejected, *self.failed]
@@ -147,24 +146,21 @@ class Pusher:
     def run(self, *, full: bool = False, dry_run: bool = False, report: PushReport | None = None) -> PushReport:
         report = report or PushReport(self.settings.audience_id, dry_run=dry_run, full=full)
         started = self.clock()
-        try:
-            merge_tags = self.merge_fields(report)
-            members = self.store.load_members()
-            report.pulled = self.pull(members, full=full, dry_run=dry_run)
-            supporters = load_supporters(self.engine, self.organization_id)
-            plan = make_plan(supporters, members, self.settings, merge_tags=merge_tags, full=full)
-            report.plan = plan
-            report.counts["skipped"] = len(plan.skipped)
-            report.counts["unchanged"] = plan.unchanged
-            if dry_run:
-                report.counts.update({k: v for k, v in plan.counts().items() if k in report.counts})
-                return report
-            failed_members = self.write_members(plan, members, report)
-            self.write_tags(plan, members, failed_members, report)
-            self.store.save_audience(last_push_at=started, **({"last_full_push_at": started} if full else {}))
+        merge_tags = self.merge_fields(report)
+        members = self.store.load_members()
+        report.pulled = self.pull(members, full=full, dry_run=dry_run)
+        supporters = load_supporters(self.engine, self.organization_id)
+        plan = make_plan(supporters, members, self.settings, merge_tags=merge_tags, full=full)
+        report.plan = plan
+        report.counts["skipped"] = len(plan.skipped)
+        report.counts["unchanged"] = plan.unchanged
+        if dry_run:
+            report.counts.update({k: v for k, v in plan.counts().items() if k in report.counts})
             return report
-        finally:
-            report.requests = self.client.requests
+        failed_members = self.write_members(plan, members, report)
+        self.write_tags(plan, members, failed_members, report)
+        self.store.save_audience(last_push_at=started, **({"last_full_push_at": started} if full else {}))
+        return report
 
     # -- 1. merge fields ------------------------------------------------------------------
 

@@ -4,7 +4,8 @@
 whatever the number of supporters:
 
 1. on PostgreSQL, a transaction-scoped advisory lock per organization, so two
-   recomputes (a sync's and cron's) never write stats from different snapshots;
+   recomputes (a sync's and cron's) never write stats from different snapshots
+   (SQLite allows one writer at a time anyway);
 2. the supporter ids asked for go into a temporary table (in chunks);
 3. one INSERT ... SELECT aggregates gifts and active plans per supporter and labels
    the result, into a second temporary table;
@@ -35,7 +36,8 @@ as Decimal through the column types.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from typing import Any
@@ -43,7 +45,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from supportersync.db.engine import _first_line
 from supportersync.db.schema import UTCDateTime, recurring_plans, supporter_stats, supporters, transactions
+from supportersync.errors import DatabaseError
 from supportersync.stats.segments import SegmentConfig, Segmentation
 from supportersync.timeutil import UTC, ensure_utc
 
@@ -143,34 +147,49 @@ def recompute(
 ) -> RecomputeResult:
     """Recompute the stats of `supporter_ids` (None: everyone) of one organization.
 
-    Every id that appears in supporters, or in a non-deleted transaction or recurring
-    plan of the organization, gets a row, stored supporter or not. Runs in the caller's
-    transaction; commit is the caller's.
+    Every id that a supporter, transaction or recurring plan row of the organization
+    mentions gets a row, whether the supporter itself is stored yet or not; the stats of
+    ids no row mentions any more are deleted. Runs in the caller's transaction; commit is
+    the caller's. `now` fixes the date the time-dependent values are computed for.
     """
-    now = ensure_utc(now)
-    scoped = supporter_ids is not None
-    ids = sorted({int(i) for i in supporter_ids if i is not None}) if supporter_ids is not None else []
-    if scoped and not ids:
+    ids = None if supporter_ids is None else sorted({int(i) for i in supporter_ids if i is not None})
+    if ids == []:
         return RecomputeResult(0, ())
+    with database_errors("Recomputing supporter statistics"):
+        return _recompute(conn, organization_id, ids, segments, ensure_utc(now))
 
-    _lock(conn, organization_id)
+
+def recompute_stale(conn: sa.Connection, organization_id: int, *, segments: SegmentConfig,
+                    now: datetime) -> RecomputeResult:
+    """Recompute the supporters `stale_supporter_ids` names (`stats recompute` without --all)."""
+    return recompute(conn, organization_id, stale_supporter_ids(conn, organization_id, now=now),
+                     segments=segments, now=now)
+
+
+def _recompute(conn: sa.Connection, organization_id: int, ids: list[int] | None, segments: SegmentConfig,
+               now: datetime) -> RecomputeResult:
+    dialect = conn.dialect.name
+    jit = _prepare_postgres(conn, organization_id) if dialect == "postgresql" else None
     # Left over only if an earlier call failed and SQLite kept them; PostgreSQL rolls them back.
     for table in (_scope, _fresh):
         conn.execute(sa.schema.CreateTable(table, if_not_exists=True))
         conn.execute(table.delete())
-    for start in range(0, len(ids), _CHUNK):
+    for start in range(0, len(ids or ()), _CHUNK):
         conn.execute(_scope.insert(), [{"supporter_id": i} for i in ids[start:start + _CHUNK]])
+    scoped = ids is not None
     conn.execute(
         _fresh.insert().from_select(["supporter_id", *STAT_FIELDS],
-                                    _fresh_rows(conn.dialect.name, organization_id, scoped, segments, now))
+                                    _fresh_rows(dialect, organization_id, scoped, segments, now))
     )
     # Count rather than rowcount: psycopg reports -1 for a Core INSERT ... SELECT.
     computed = conn.execute(sa.select(sa.func.count()).select_from(_fresh)).scalar_one()
     changed = tuple(conn.execute(_changed(organization_id)).scalars())
-    conn.execute(_upsert(conn.dialect.name, organization_id, now))
+    conn.execute(_upsert(dialect, organization_id, now))
     removed = conn.execute(_orphans(organization_id, scoped)).rowcount
     for table in (_scope, _fresh):
         conn.execute(sa.schema.DropTable(table))
+    if jit is not None:
+        conn.execute(sa.text("SELECT set_config('jit', :jit, true)"), {"jit": jit})
     return RecomputeResult(computed, changed, removed)
 
 
@@ -198,25 +217,45 @@ def stale_supporter_ids(conn: sa.Connection, organization_id: int, *, now: datet
         for table in (transactions, recurring_plans)
     ]
     union = sa.union(missing, old, *behind).subquery("stale")
-    return list(conn.execute(sa.select(union.c.supporter_id).order_by(union.c.supporter_id)).scalars())
+    with database_errors("Finding supporters with stale statistics"):
+        return list(conn.execute(sa.select(union.c.supporter_id).order_by(union.c.supporter_id)).scalars())
+
+
+@contextmanager
+def database_errors(doing: str) -> Iterator[None]:
+    try:
+        yield
+    except sa.exc.SQLAlchemyError as exc:
+        raise DatabaseError(
+            f"{doing} failed: {_first_line(exc)}",
+            hint="Nothing was committed; run `supportersync stats recompute --all` once the database is healthy.",
+        ) from exc
 
 
 # -- the statements ------------------------------------------------------------
 
 
-def _lock(conn: sa.Connection, organization_id: int) -> None:
-    if conn.dialect.name != "postgresql":
-        return  # SQLite already allows one writer at a time.
+def _prepare_postgres(conn: sa.Connection, organization_id: int) -> str | None:
+    """Lock the organization's stats for this transaction and switch JIT off; returns the old JIT setting.
+
+    The lock: two recomputes (a sync's, cron's) must not write stats from different
+    snapshots. JIT: the planner's row estimates for the grouped joins are far too high,
+    so it spends seconds compiling what then runs in a fraction of that.
+    """
     key = (zlib.crc32(b"supportersync.stats") << 32) | (organization_id & 0xFFFFFFFF)
     if key >= 1 << 63:
         key -= 1 << 64
     conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+    jit = conn.execute(sa.text("SELECT current_setting('jit', true)")).scalar()
+    if jit is not None:
+        conn.execute(sa.text("SELECT set_config('jit', 'off', true)"))
+    return jit
 
 
-def _is_gift(t: sa.Table) -> list[sa.ColumnElement[bool]]:
+def is_gift(t: sa.Table) -> list[sa.ColumnElement[bool]]:
     return [
-        # Inline, not bound: a generic plan can only use the partial index ix_transactions_org_gifts
-        # when the query names its predicate literally.
+        # Inline, not bound: PostgreSQL's generic plans can use the partial index
+        # ix_transactions_org_gifts only when the query spells out its predicate.
         t.c.status == sa.literal(GIFT_STATUS, literal_execute=True),
         t.c.deleted_at.is_(None),
         t.c.supporter_id.is_not(None),
@@ -225,7 +264,7 @@ def _is_gift(t: sa.Table) -> list[sa.ColumnElement[bool]]:
     ]
 
 
-def _is_active_plan(p: sa.Table) -> list[sa.ColumnElement[bool]]:
+def is_active_plan(p: sa.Table) -> list[sa.ColumnElement[bool]]:
     return [
         p.c.deleted_at.is_(None),
         p.c.status == ACTIVE_PLAN_STATUS,
@@ -273,8 +312,8 @@ def _fresh_rows(dialect: str, org: int, scoped: bool, segments: SegmentConfig, n
     t, p = transactions, recurring_plans
     amount = t.c.donation_gross_amount
     in_window = t.c.purchased_at >= sa.literal(window_start, UTCDateTime())
-    gift_where = [t.c.organization_id == org, *_is_gift(t)]
-    plan_where = [p.c.organization_id == org, *_is_active_plan(p)]
+    gift_where = [t.c.organization_id == org, *is_gift(t)]
+    plan_where = [p.c.organization_id == org, *is_active_plan(p)]
     if scoped:
         gift_where.append(t.c.supporter_id.in_(sa.select(_scope.c.supporter_id)))
         plan_where.append(p.c.supporter_id.in_(sa.select(_scope.c.supporter_id)))

@@ -5,7 +5,7 @@ in-process through `transport()` (an `httpx.MockTransport`) or over real loopbac
 through `serve()`; `python -m supportersync.testing.classy_sim` serves one from its own
 process for benchmarks and the demo.
 
-What it mirrors (see docs/classy-api.md in the shared docs):
+What it mirrors (from the Classy API notes, classy-api.md):
 
 * ``POST /oauth2/auth`` with client credentials in a JSON or form body; credentials in
   the query string are refused with 400.
@@ -60,6 +60,7 @@ from supportersync.testing.classy_store import (
     Condition,
     SortSpec,
     Table,
+    format_consent,
     format_datetime,
     parse_datetime,
 )
@@ -296,6 +297,8 @@ class ClassySimulator:
     def update(self, entity: str, id: int, *, at: datetime | None = None, **fields: Any) -> dict:
         """Change fields of a record; ``updated_at`` becomes `at` (default now) unless given."""
         table = self._table(entity)
+        if fields.get("id", id) != id:
+            raise ValueError("a record's id cannot change: delete it and add another")
         with self._lock:
             record = table.get(id)
             if record is None:
@@ -365,14 +368,16 @@ class ClassySimulator:
         """The next `n` data calls (or any calls whose path contains `path_contains`,
         the token endpoint included) answer `status`. A 429 carries Retry-After
         (`retry_after`, default 1) and Laravel's throttle body."""
-        with self._lock:
-            self._faults.append(_Fault(n, status, path_contains, retry_after))
+        if n > 0:
+            with self._lock:
+                self._faults.append(_Fault(n, status, path_contains, retry_after))
 
     def drop_connection_next(self, n: int = 1, *, path_contains: str | None = None) -> None:
         """The next `n` data calls fail at the transport: in-process they raise
         `httpx.ConnectError`; over HTTP the socket closes without a response."""
-        with self._lock:
-            self._faults.append(_Fault(n, None, path_contains, None))
+        if n > 0:
+            with self._lock:
+                self._faults.append(_Fault(n, None, path_contains, None))
 
     def revoke_tokens(self) -> None:
         """Every token issued so far now gets 401, as an expired one would."""
@@ -625,11 +630,13 @@ def _form(request: httpx.Request) -> dict[str, str] | None:
 
 
 def _json_fields(fields: dict[str, Any]) -> dict[str, Any]:
-    """Fields as Classy would send them: datetimes in the ``+0000`` form, dates bare."""
+    """Fields as Classy would send them: datetimes in the ``+0000`` form (consent dates
+    in their microsecond form), dates bare."""
     out = {}
     for name, value in fields.items():
         if isinstance(value, datetime):
-            value = format_datetime(math.floor((value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()))
+            epoch = math.floor((value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp())
+            value = format_consent(epoch) if name == "last_email_consent_decision_date" else format_datetime(epoch)
         elif isinstance(value, date):
             value = value.isoformat()
         out[name] = value

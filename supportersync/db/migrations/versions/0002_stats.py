@@ -45,7 +45,7 @@ def upgrade() -> None:
     op.create_index("ix_supporter_stats_org_changed", "supporter_stats", ["organization_id", "changed_at"])
     gifts = sa.text("status = 'success' AND deleted_at IS NULL")
     op.create_index("ix_transactions_org_gifts", "transactions",
-                    ["organization_id", "supporter_id", "purchased_at", "donation_gross_amount"],
+                    ["organization_id", "supporter_id", "purchased_at", "donation_gross_amount", "status", "deleted_at"],
                     sqlite_where=gifts, postgresql_where=gifts)
 
 
