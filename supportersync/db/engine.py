@@ -10,17 +10,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from typing import TYPE_CHECKING
+
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine, make_url
 
 from supportersync.config import redact_url
 from supportersync.errors import DatabaseUnavailable, SchemaOutOfDate
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 MIGRATIONS = Path(__file__).parent / "migrations"
+# Alembic is imported where it is used: every cron run pays for what it imports.
 
 
 def open_engine(url: str, *, create_dirs: bool = True, check: bool = True, **kwargs: Any) -> Engine:
@@ -76,6 +78,8 @@ def _first_line(exc: BaseException) -> str:
 
 
 def alembic_config(engine: Engine) -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     # The connection travels in attributes, so the URL (and its password) never
@@ -84,7 +88,21 @@ def alembic_config(engine: Engine) -> Config:
     return cfg
 
 
+def _revisions() -> list[str]:
+    """Revision ids from the shipped migration files, without importing alembic."""
+    import re
+
+    found = []
+    for path in sorted((MIGRATIONS / "versions").glob("*.py")):
+        match = re.search(r'^revision\s*=\s*["\']([^"\']+)["\']', path.read_text(), re.MULTILINE)
+        if match:
+            found.append(match.group(1))
+    return found
+
+
 def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
     script = ScriptDirectory(str(MIGRATIONS))
     head = script.get_current_head()
     assert head is not None
@@ -92,19 +110,40 @@ def head_revision() -> str:
 
 
 def current_revision(engine: Engine) -> str | None:
+    """The database's migration, read from alembic_version (None: no schema yet)."""
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        if not sa.inspect(conn).has_table("alembic_version"):
+            return None
+        return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
 
 
 def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
     """Apply migrations; returns (revision before, revision after)."""
+    from alembic import command
+
     before = current_revision(engine)
     command.upgrade(alembic_config(engine), revision)
     return before, current_revision(engine) or ""
 
 
+def _head_without_alembic() -> str | None:
+    import re
+
+    parents = set()
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        match = re.search(r'^down_revision\s*=\s*["\']([^"\']+)["\']', path.read_text(), re.MULTILINE)
+        if match:
+            parents.add(match.group(1))
+    heads = [r for r in _revisions() if r not in parents]
+    return heads[0] if len(heads) == 1 else None
+
+
 def require_current_schema(engine: Engine) -> None:
     current = current_revision(engine)
+    revisions = _revisions()
+    # Linear history: the head is the revision no file names as its parent.
+    if current is not None and current in revisions and current == _head_without_alembic():
+        return
     head = head_revision()
     if current == head:
         return
@@ -113,9 +152,7 @@ def require_current_schema(engine: Engine) -> None:
             "The database has no supportersync tables yet.",
             hint="Run `supportersync db upgrade` once to create them.",
         )
-    script = ScriptDirectory(str(MIGRATIONS))
-    known = {rev.revision for rev in script.walk_revisions()}
-    if current not in known:
+    if current not in revisions:
         raise SchemaOutOfDate(
             f"The database is at migration {current}, which this version of supportersync does not know "
             "(it was upgraded by a newer version).",
