@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine, make_url
 
 from supportersync.classy.client import ClassyClient
 from supportersync.config import OrgSettings, Settings, redact_url
-from supportersync.db.engine import current_revision, head_revision, open_engine
+from supportersync.db.engine import current_revision, head_revision
 from supportersync.errors import SupportersyncError
 from supportersync.hookspecs import PluginCheck, PluginContext, PluginStatus
 from supportersync.plugins import Plugins

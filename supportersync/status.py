@@ -207,8 +207,9 @@ def _entity_health(conn: Connection, organization_id: int, entity: str, *, now: 
         health.age = max(now - finished, timedelta(0))
     last = health.last_run
     if last is not None and last.status in FAILURE:
-        health.problems.append(f"the last run failed (job {last.id}, {last.status} at "
-                               f"{_short(last.finished_at or last.started_at)})" + (f": {last.error}" if last.error else ""))
+        when = _short(last.finished_at or last.started_at)
+        health.problems.append(f"the last run failed (job {last.id}, {last.status} at {when})"
+                               + (f": {last.error}" if last.error else ""))
     elif last is not None and last.status == "running":
         health.problems.append(f"job {last.id} stopped reporting progress at {_short(last.heartbeat_at)} without "
                                "finishing (killed?); the next run marks it abandoned and resumes")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
 from typing import Any
 
 import typer
@@ -61,10 +60,6 @@ def _lazy_engine(settings: Settings) -> Engine:
     return open_engine(settings.database_url, check=False, create_dirs=False)
 
 
-def _call(func: Callable[..., Any], **kwargs: Any) -> Any:
-    return func(**kwargs)
-
-
 @plugins_app.command("list", epilog=EPILOG)
 @handle_errors
 def list_command(org: str | None = ORG_OPTION, config: str | None = CONFIG_OPTION,
@@ -106,7 +101,7 @@ def _status(plugins: Plugins, name: str, context: PluginContext) -> PluginStatus
     if impl is None:
         return PluginStatus(True, "")
     try:
-        status = _call(impl, context=context)
+        status = impl(context=context)
     except Exception as exc:  # one plugin's bug must not break the listing
         return PluginStatus(False, f"plugin_status failed: {_describe(exc)}")
     return status if isinstance(status, PluginStatus) else PluginStatus(True, "")
@@ -132,7 +127,7 @@ def test_command(name: str = typer.Argument(..., help="The plugin to check, e.g.
     else:
         engine = _lazy_engine(settings)
         try:
-            report = _call(impl, context=PluginContext(settings=settings, org=organization, engine=engine))
+            report = impl(context=PluginContext(settings=settings, org=organization, engine=engine))
         except Exception as exc:
             report = PluginCheck(False, problem=f"the check itself failed: {_describe(exc)}")
         finally:

@@ -62,11 +62,10 @@ def run_command(
     explanation to stderr. The exit code says what happened.
     """
     ctx = open_context(config)
-    setup_logging((log_format.value if log_format else ctx.settings.log_format), log_level(verbose, quiet))
+    fmt = log_format.value if log_format else ctx.settings.log_format
+    setup_logging(fmt, log_level(verbose, quiet))
     organization = ctx.org(org)
-    plugins = make_plugin_manager(ctx.settings.load_plugins)
-    for name, problem in plugins.load_errors.items():
-        logging.getLogger("supportersync.plugins").warning("plugin %s not loaded: %s", name, problem)
+    plugins = make_plugin_manager(ctx.settings.load_plugins)  # logs any plugin that fails to load
     mode = "incremental" if incremental else "full"
     terminal = is_terminal() and not quiet
     try:
@@ -80,6 +79,9 @@ def run_command(
         ctx.engine.dispose()
     if terminal:
         _summary(outcome)
+    elif outcome.exit_code and fmt == "json":
+        # JSON lines only, so a log collector never meets a stray line of text.
+        logging.getLogger("supportersync.run").error(_explain(outcome), extra={"job_id": outcome.job_id})
     elif outcome.exit_code:
         stderr.print(_explain(outcome), highlight=False, markup=False)
     raise typer.Exit(int(outcome.exit_code))

@@ -523,7 +523,8 @@ def _lost(chunk: Sequence[Operation], why: str) -> list[OpResult]:
 
 
 def _poll_schedule() -> Iterator[float]:
-    delay = 0.2
+    # Start soon (small batches finish fast), then back off to every 10 s.
+    delay = 0.1
     while True:
         yield delay
         delay = min(delay * 1.5, 10.0)

@@ -207,7 +207,8 @@ def make_plan(
             for other in sorted(group, key=lambda s: s.id):
                 if other is not chosen:
                     plan.skipped.append(Skip(other.id, email, f"shares its email with supporter {chosen.id}"))
-        _decide(plan, chosen, email, members.get(subscriber_hash(email)), settings, merge_tags, full)
+        hashed = subscriber_hash(email)
+        _decide(plan, chosen, email, hashed, members.get(hashed), settings, merge_tags, full)
     return plan
 
 
@@ -216,9 +217,8 @@ def _precedence(supporter: SupporterRecord) -> tuple[bool, float, int]:
     return (supporter.deleted, -updated, supporter.id)
 
 
-def _decide(plan: Plan, supporter: SupporterRecord, email: str, state: MemberState | None,
+def _decide(plan: Plan, supporter: SupporterRecord, email: str, hashed: str, state: MemberState | None,
             settings: MailchimpSettings, merge_tags: Mapping[str, str], full: bool) -> None:
-    hashed = subscriber_hash(email)
     managed_live = state is not None and state.managed and state.remote_status in UNSUBSCRIBABLE
     if supporter.deleted:
         if state is not None and state.managed and state.remote_status not in (None, "archived"):
@@ -246,7 +246,7 @@ def _decide(plan: Plan, supporter: SupporterRecord, email: str, state: MemberSta
         plan.skipped.append(Skip(supporter.id, email, "giving statistics not computed yet"))
         return
 
-    desired = desired_member(supporter, email, settings, merge_tags)
+    desired = desired_member(supporter, email, settings, merge_tags, hashed)
     plan.desired[hashed] = desired
     if state is not None and state.remote_status in BLOCKED:
         plan.skipped.append(Skip(supporter.id, email, BLOCKED[state.remote_status]))
@@ -273,7 +273,7 @@ def _decide(plan: Plan, supporter: SupporterRecord, email: str, state: MemberSta
 
 
 def desired_member(supporter: SupporterRecord, email: str, settings: MailchimpSettings,
-                   merge_tags: Mapping[str, str]) -> Desired:
+                   merge_tags: Mapping[str, str], hashed: str | None = None) -> Desired:
     stats = supporter.stats or {}
     values: dict[str, Any] = {"first_name": supporter.first_name, "last_name": supporter.last_name, **stats}
     merge_fields = {tag: merge_value(values.get(name)) for name, tag in merge_tags.items()}
@@ -285,7 +285,7 @@ def desired_member(supporter: SupporterRecord, email: str, settings: MailchimpSe
     unique = {tag_key(tag): tag for tag in tags}
     digest = hashlib.sha256(json.dumps({"email": email, "merge_fields": merge_fields}, sort_keys=True,
                                        separators=(",", ":")).encode()).hexdigest()
-    return Desired(supporter.id, email, subscriber_hash(email), merge_fields,
+    return Desired(supporter.id, email, hashed or subscriber_hash(email), merge_fields,
                    tuple(sorted(unique.values(), key=tag_key)), digest)
 
 

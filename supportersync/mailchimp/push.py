@@ -35,7 +35,6 @@ from supportersync.mailchimp.client import (
     MailchimpError,
     MailchimpNotFound,
     MailchimpRequestError,
-    MailchimpUnavailable,
     OpResult,
     Operation,
     SEGMENT_CHUNK,
@@ -82,14 +81,14 @@ class PushReport:
     failed: list[dict[str, Any]] = field(default_factory=list)
     merge_fields_created: list[str] = field(default_factory=list)
     merge_fields_to_create: list[str] = field(default_factory=list)
-    merge_fields_missing: list[str] = field(default_factory=list)
-    merge_field_problems: list[str] = field(default_factory=list)
+    merge_fields_missing: dict[str, str] = field(default_factory=dict)
+    """Merge tag -> why it is left out (missing, could not be created)."""
     pulled: int = 0
 
     def outcome(self, *, error: MailchimpError | None = None) -> PluginOutcome:
         details: list[dict[str, Any]] = [*self.rejected, *self.failed]
         details += [{"kind": "merge_field", "tag": tag, "problem": problem}
-                    for tag, problem in zip(self.merge_fields_missing, self.merge_field_problems, strict=False)]
+                    for tag, problem in self.merge_fields_missing.items()]
         if self.plan is not None:
             details += [{"kind": "duplicate_email", "email": d.email, "supporter_ids": list(d.supporter_ids),
                          "chosen": d.chosen} for d in self.plan.duplicates]
@@ -102,8 +101,7 @@ class PushReport:
             counts["duplicates"] = len(self.plan.duplicates)
             counts["unsubscribed_in_mailchimp"] = len(self.plan.conflicts)
         if error is not None:
-            return PluginOutcome("failed", counts, str(error),
-                                 tuple(details[:DETAILS_LIMIT]))
+            return PluginOutcome("failed", counts, str(error), tuple(details[:DETAILS_LIMIT]))
         status = "partial" if self.counts["rejected"] or self.counts["failed"] else "succeeded"
         return PluginOutcome(status, counts, self.message(), tuple(details[:DETAILS_LIMIT]))
 
@@ -111,7 +109,7 @@ class PushReport:
         if self.dry_run and self.plan is not None:
             return "Dry run: nothing was sent.\n" + describe(
                 self.plan, audience=self.audience_id, merge_fields_to_create=self.merge_fields_to_create,
-                merge_fields_missing=self.merge_fields_missing)
+                merge_fields_missing=list(self.merge_fields_missing))
         c = self.counts
         parts = [f"{c[k]} {k}" for k in COUNT_KEYS if c[k]]
         text = f"Mailchimp audience {self.audience_id}: " + (", ".join(parts) if parts else "nothing to do") + "."
@@ -179,8 +177,7 @@ class Pusher:
             if tag in existing:
                 available[name] = tag
             elif not self.settings.create_merge_fields:
-                report.merge_fields_missing.append(tag)
-                report.merge_field_problems.append("missing in the audience (create_merge_fields = false)")
+                report.merge_fields_missing[tag] = "missing in the audience (create_merge_fields = false)"
             elif report.dry_run:
                 report.merge_fields_to_create.append(tag)
                 available[name] = tag
@@ -201,8 +198,7 @@ class Pusher:
                 report.merge_fields_created.append(tag)
                 available[name] = tag
             else:
-                report.merge_fields_missing.append(tag)
-                report.merge_field_problems.append(problem)
+                report.merge_fields_missing[tag] = problem
         return available
 
     # -- 2. pull ----------------------------------------------------------------------------

@@ -57,7 +57,7 @@ ACTIVE_PLAN_STATUS = "active"
 PAYMENTS_PER_YEAR: dict[str, int] = {
     "daily": 365,
     "weekly": 52,
-    "biweekly": 26,
+    "biweekly": 24,
     "fortnightly": 26,
     "semimonthly": 24,
     "monthly": 12,

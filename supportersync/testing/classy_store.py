@@ -361,7 +361,11 @@ class Table:
         # Stable sorts from the least significant field, starting in id order, leave
         # ties in id order; reverse=True keeps that stability.
         order = self._by_id()
-        for field, descending in reversed(spec):
+        for step, (field, descending) in enumerate(reversed(spec)):
+            if field == "id" and step == 0:
+                if descending:
+                    order.reverse()  # ids are unique: no ties to keep in order
+                continue
             if field in self.int_fields:
                 order.sort(key=self._int_getter(field), reverse=descending)
             else:

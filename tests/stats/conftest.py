@@ -25,7 +25,14 @@ def _tracking(**extra: Any) -> dict[str, Any]:
 @dataclass
 class Rows:
     engine: sa.Engine
+    org: int = ORG
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
+
+    def insert(self, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+        """Many rows at once; organization_id defaults to `org`, tracking columns are filled in."""
+        if rows:
+            with self.engine.begin() as conn:
+                conn.execute(table.insert(), [{"organization_id": self.org, **_tracking(**row)} for row in rows])
 
     def supporter(self, supporter_id: int, *, org: int = ORG, **values: Any) -> None:
         with self.engine.begin() as conn:
