@@ -5,7 +5,7 @@ whatever the number of supporters:
 
 1. on PostgreSQL, a transaction-scoped advisory lock per organization, so two
    recomputes (a sync's and cron's) never write stats from different snapshots
-   (SQLite allows one writer at a time anyway);
+   (SQLite allows one writer at a time anyway), and JIT off while it runs;
 2. the supporter ids asked for go into a temporary table (in chunks);
 3. one INSERT ... SELECT aggregates gifts and active plans per supporter and labels
    the result, into a second temporary table;
@@ -57,7 +57,7 @@ ACTIVE_PLAN_STATUS = "active"
 PAYMENTS_PER_YEAR: dict[str, int] = {
     "daily": 365,
     "weekly": 52,
-    "biweekly": 24,
+    "biweekly": 26,
     "fortnightly": 26,
     "semimonthly": 24,
     "monthly": 12,
@@ -188,7 +188,7 @@ def _recompute(conn: sa.Connection, organization_id: int, ids: list[int] | None,
     removed = conn.execute(_orphans(organization_id, scoped)).rowcount
     for table in (_scope, _fresh):
         conn.execute(sa.schema.DropTable(table))
-    if jit is not None:
+    if jit is not None:  # back to the caller's setting for the rest of its transaction
         conn.execute(sa.text("SELECT set_config('jit', :jit, true)"), {"jit": jit})
     return RecomputeResult(computed, changed, removed)
 
@@ -228,7 +228,8 @@ def database_errors(doing: str) -> Iterator[None]:
     except sa.exc.SQLAlchemyError as exc:
         raise DatabaseError(
             f"{doing} failed: {_first_line(exc)}",
-            hint="Nothing was committed; run `supportersync stats recompute --all` once the database is healthy.",
+            hint="The statistics were left as they were; `supportersync stats recompute --all` brings them up "
+            "to date once the database is healthy.",
         ) from exc
 
 
