@@ -111,7 +111,8 @@ def load_postgres(engine: sa.Engine, data: dict[str, list[tuple]]) -> None:
         raw.close()
     # Autovacuum would do this soon after a real bulk sync; without it the planner guesses.
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(sa.text("VACUUM ANALYZE"))
+        for table, _ in _tables():
+            conn.execute(sa.text(f"VACUUM ANALYZE {table}"))
 
 
 def _tables() -> list[tuple[str, tuple[str, ...]]]:

@@ -25,8 +25,7 @@ from supportersync.cli.common import (
     stderr,
     stdout,
 )
-from supportersync.stats import load_segments, recompute, summary
-from supportersync.stats.compute import recompute_stale
+from supportersync.stats import load_segments, recompute, recompute_stale, summary
 from supportersync.timeutil import utcnow
 
 stats_app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode=None)

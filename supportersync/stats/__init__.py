@@ -6,7 +6,7 @@ from cron, since engagement changes with time alone). docs/segments.md explains 
 statistic and the configuration.
 """
 
-from supportersync.stats.compute import RecomputeResult, recompute, stale_supporter_ids
+from supportersync.stats.compute import RecomputeResult, recompute, recompute_stale, stale_supporter_ids
 from supportersync.stats.segments import DEFAULT_SEGMENTS, Band, Segmentation, SegmentConfig, load_segments
 from supportersync.stats.summary import summary
 
@@ -18,6 +18,7 @@ __all__ = [
     "Segmentation",
     "load_segments",
     "recompute",
+    "recompute_stale",
     "stale_supporter_ids",
     "summary",
 ]

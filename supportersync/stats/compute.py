@@ -35,7 +35,6 @@ as Decimal through the column types.
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -48,6 +47,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from supportersync.db.engine import _first_line
 from supportersync.db.schema import UTCDateTime, recurring_plans, supporter_stats, supporters, transactions
 from supportersync.errors import DatabaseError
+from supportersync.locking import lock_key
 from supportersync.stats.segments import SegmentConfig, Segmentation
 from supportersync.timeutil import UTC, ensure_utc
 
@@ -210,13 +210,18 @@ def stale_supporter_ids(conn: sa.Connection, organization_id: int, *, now: datet
                            s.c.computed_at >= today_start)
     )
     old = sa.select(s.c.supporter_id).where(s.c.organization_id == org, s.c.computed_at < today_start)
-    behind = [
-        sa.select(table.c.supporter_id)
-        .join(s, sa.and_(s.c.organization_id == table.c.organization_id, s.c.supporter_id == table.c.supporter_id))
-        .where(table.c.organization_id == org, table.c.synced_at > s.c.computed_at)
-        for table in (transactions, recurring_plans)
-    ]
-    union = sa.union(missing, old, *behind).subquery("stale")
+    # From today's stats rows into their transactions and plans, never the other way round:
+    # the day after a full recompute there is nothing to look up.
+    behind = sa.select(s.c.supporter_id).where(
+        s.c.organization_id == org,
+        s.c.computed_at >= today_start,
+        sa.or_(*(
+            sa.exists().where(table.c.organization_id == org, table.c.supporter_id == s.c.supporter_id,
+                              table.c.synced_at > s.c.computed_at)
+            for table in (transactions, recurring_plans)
+        )),
+    )
+    union = sa.union(missing, old, behind).subquery("stale")
     with database_errors("Finding supporters with stale statistics"):
         return list(conn.execute(sa.select(union.c.supporter_id).order_by(union.c.supporter_id)).scalars())
 
@@ -243,11 +248,9 @@ def _prepare_postgres(conn: sa.Connection, organization_id: int) -> str | None:
     snapshots. JIT: the planner's row estimates for the grouped joins are far too high,
     so it spends seconds compiling what then runs in a fraction of that.
     """
-    key = (zlib.crc32(b"supportersync.stats") << 32) | (organization_id & 0xFFFFFFFF)
-    if key >= 1 << 63:
-        key -= 1 << 64
+    schema, jit = conn.execute(sa.text("SELECT current_schema(), current_setting('jit', true)")).one()
+    key = lock_key(organization_id, "supporter_stats", namespace=schema or "")
     conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
-    jit = conn.execute(sa.text("SELECT current_setting('jit', true)")).scalar()
     if jit is not None:
         conn.execute(sa.text("SELECT set_config('jit', 'off', true)"))
     return jit

@@ -96,5 +96,5 @@ def _summary(conn: sa.Connection, org: int, segments: SegmentConfig | None) -> d
 def _total(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
     """SUM that is 0 on no rows; money rounded to cents (SQLite sums REALs) and read as Decimal."""
     if isinstance(column.type, sa.Numeric):
-        return sa.type_coerce(sa.func.coalesce(sa.func.round(sa.func.sum(column), 2), 0), Money)
+        return sa.type_coerce(sa.func.coalesce(sa.func.round(sa.func.sum(column), 2), sa.literal_column("0.00")), Money)
     return sa.func.coalesce(sa.func.sum(column), 0)

@@ -62,6 +62,16 @@ def test_recompute_without_all_takes_only_stale_supporters(cli: CliRunner, rows:
     assert json.loads(cli.invoke(app, ["stats", "recompute", "--all", "--json"]).stdout)["computed"] == 2
 
 
+def test_summary_of_an_organization_without_stats(cli: CliRunner, rows: Rows) -> None:
+    result = cli.invoke(app, ["stats", "summary", "--json"])
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert (document["supporters"], document["donors"]) == (0, 0)
+    assert document["computed_at"] == {"oldest": None, "newest": None}
+    assert document["totals"]["lifetime_amount"] == document["totals"]["monthly_recurring_amount"] == "0.00"
+    assert {row["supporters"] for kind in document["segments"].values() for row in kind} == {0}
+
+
 def test_summary_table(cli: CliRunner, rows: Rows) -> None:
     rows.supporter(1)
     cli.invoke(app, ["stats", "recompute", "--all"])
