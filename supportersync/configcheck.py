@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine, make_url
 
 from supportersync.classy.client import ClassyClient
 from supportersync.config import OrgSettings, Settings, redact_url
-from supportersync.db.engine import current_revision, head_revision
+from supportersync.db.engine import current_revision, first_line, head_revision
 from supportersync.errors import SupportersyncError
 from supportersync.hookspecs import PluginCheck, PluginContext, PluginStatus
 from supportersync.plugins import Plugins
@@ -101,7 +101,7 @@ def check_database(engine: Engine, url: str) -> CheckResult:
             conn.execute(sa.text("SELECT 1"))
         current = current_revision(engine)
     except Exception as exc:
-        return CheckResult("database", False, f"cannot open {shown}: {_first_line(exc)} "
+        return CheckResult("database", False, f"cannot open {shown}: {first_line(exc)} "
                            "Check SUPPORTERSYNC_DATABASE_URL (server running, database exists, credentials).")
     head = head_revision()
     if current is None:
@@ -111,11 +111,6 @@ def check_database(engine: Engine, url: str) -> CheckResult:
         return CheckResult("database", False, f"{shown} is at migration {current}; this version needs {head}. "
                            "Run `supportersync db upgrade` (or install the version that upgraded it).")
     return CheckResult("database", True, f"{shown}, schema {current} (read-only check)")
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-    return (lines[0] if lines else type(exc).__name__).rstrip(".") + "."
 
 
 # -- Classy ---------------------------------------------------------------------------

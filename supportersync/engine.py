@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 import httpx
 from sqlalchemy.engine import Engine
@@ -26,6 +25,8 @@ from supportersync.hookspecs import PluginContext, SyncResult
 from supportersync.locking import hold_locks
 from supportersync.logs import current_job
 from supportersync.plugins import PluginRun, Plugins, notify_sync_completed
+from supportersync.stats.compute import recompute
+from supportersync.stats.segments import SegmentConfig, load_segments
 from supportersync.sync import EntityResult, EntitySync, Progress, read_cursor
 from supportersync.timeutil import utcnow
 
@@ -78,7 +79,7 @@ def run_sync(settings: Settings, org: OrgSettings, engine: Engine, entity: str, 
 
 
 def _locked_run(settings: Settings, org: OrgSettings, engine: Engine, client: ClassyClient, entity: str,
-                names: list[str], mode: str, segments: Any, plugins: Plugins | None, progress: Progress | None,
+                names: list[str], mode: str, segments: SegmentConfig, plugins: Plugins | None, progress: Progress | None,
                 clock: Callable[[], datetime]) -> RunOutcome:
     organization_id = org.organization_id
     job_id = jobs.start_job(engine, organization_id=organization_id, org_name=org.name, entity=entity, mode=mode)
@@ -104,7 +105,7 @@ def _locked_run(settings: Settings, org: OrgSettings, engine: Engine, client: Cl
 
 
 def _pull(settings: Settings, org: OrgSettings, engine: Engine, client: ClassyClient, names: list[str], mode: str,
-          job_id: int, segments: Any, outcome: RunOutcome, progress: Progress | None,
+          job_id: int, segments: SegmentConfig, outcome: RunOutcome, progress: Progress | None,
           clock: Callable[[], datetime]) -> None:
     try:
         client.check_credentials()
@@ -115,7 +116,7 @@ def _pull(settings: Settings, org: OrgSettings, engine: Engine, client: ClassyCl
             outcome.entities.append(worker.result)
             worker.run(mode)
             log.info("%s: %s", name, worker.result.counts.as_dict())
-        if segments is not None and any(r.entity in STATS_ENTITIES for r in outcome.entities):
+        if any(r.entity in STATS_ENTITIES for r in outcome.entities):
             outcome.stats_changed_ids = _recompute(engine, org.organization_id, outcome.entities, segments, clock())
     except SupportersyncError as exc:
         outcome.status, outcome.exit_code, outcome.error = "failed", exc.exit_code, str(exc)
@@ -185,18 +186,12 @@ def _call_plugins(settings: Settings, org: OrgSettings, engine: Engine, plugins:
         outcome.exit_code = ExitCode.PLUGIN_FAILED
 
 
-def _load_segments(settings: Settings) -> Any:
-    try:
-        from supportersync.stats.segments import load_segments
-    except ImportError:  # pragma: no cover - the stats package ships with supportersync
-        return None
+def _load_segments(settings: Settings) -> SegmentConfig:
     return load_segments(settings.segments)
 
 
-def _recompute(engine: Engine, organization_id: int, results: list[EntityResult], segments: Any,
+def _recompute(engine: Engine, organization_id: int, results: list[EntityResult], segments: SegmentConfig,
                now: datetime) -> set[int]:
-    from supportersync.stats.compute import recompute
-
     affected: set[int] = set()
     for r in results:
         affected |= r.affected_supporters

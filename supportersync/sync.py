@@ -38,7 +38,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from supportersync.classy.client import ClassyClient, Page
-from supportersync.classy.entities import SPECS, EntitySpec, MalformedRecord, source_id_of
+from supportersync.classy.entities import EntitySpec, MalformedRecord, source_id_of
 from supportersync.config import SyncSettings
 from supportersync.db.schema import sync_cursors, sync_seen
 from supportersync.db.upsert import BulkUpsert, insert_ignore

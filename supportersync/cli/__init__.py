@@ -45,11 +45,7 @@ def _register() -> None:
     import importlib
 
     for name in ("run", "jobs", "db", "stats", "plugins", "ops", "config", "demo"):
-        try:
-            importlib.import_module(f"supportersync.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"supportersync.cli.{name}":
-                raise
+        importlib.import_module(f"supportersync.cli.{name}")
 
 
 _register()

@@ -57,7 +57,7 @@ def open_engine(url: str, *, create_dirs: bool = True, check: bool = True, **kwa
         except Exception as exc:
             engine.dispose()
             raise DatabaseUnavailable(
-                f"Cannot open the database {redact_url(url)}: {_first_line(exc)}",
+                f"Cannot open the database {redact_url(url)}: {first_line(exc)}",
                 hint="Check SUPPORTERSYNC_DATABASE_URL (server running, database exists, credentials).",
             ) from None
     return engine
@@ -72,7 +72,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     return (text[0] if text else type(exc).__name__).rstrip(".") + "."
 

@@ -44,7 +44,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from supportersync.db.engine import _first_line
+from supportersync.db.engine import first_line
 from supportersync.db.schema import UTCDateTime, recurring_plans, supporter_stats, supporters, transactions
 from supportersync.errors import DatabaseError
 from supportersync.locking import lock_key
@@ -232,7 +232,7 @@ def database_errors(doing: str) -> Iterator[None]:
         yield
     except sa.exc.SQLAlchemyError as exc:
         raise DatabaseError(
-            f"{doing} failed: {_first_line(exc)}",
+            f"{doing} failed: {first_line(exc)}",
             hint="The statistics were left as they were; `supportersync stats recompute --all` brings them up "
             "to date once the database is healthy.",
         ) from exc

@@ -332,8 +332,8 @@ class Dataset:
 
     def _duplicate_of(self, p: int, r: random.Random) -> str | None:
         """The natural email of an earlier supporter whose own email is fine."""
-        q = p - 1 - r.randrange(min(p, 40)) if p > 0 else -1
-        for q in range(q, max(q - 50, -1), -1):
+        start = p - 1 - r.randrange(min(p, 40)) if p > 0 else -1
+        for q in range(start, max(start - 50, -1), -1):
             _, _, _, email, kind = self._identity(q)
             if not kind.startswith("email_"):
                 return email

@@ -7,7 +7,6 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
-import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 

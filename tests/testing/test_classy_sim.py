@@ -172,7 +172,7 @@ def test_unknown_org_unscoped_and_campaign_scoped_paths(api: httpx.Client, sim: 
     assert api.get("/2.0/transactions").status_code == 403
     campaign = next(iter(sim.records["campaigns"]))
     assert api.get(f"/2.0/campaigns/{campaign}/transactions").status_code == 404
-    assert api.get(f"/2.0/apps/sim-client-id/organizations").json()["data"][0]["id"] == ORG
+    assert api.get("/2.0/apps/sim-client-id/organizations").json()["data"][0]["id"] == ORG
 
 
 def test_async_client_works_with_the_transport(sim: ClassySimulator) -> None:
@@ -521,7 +521,7 @@ def test_add_creates_newest_record_and_can_fill_an_orphan(sim: ClassySimulator, 
 
 def test_add_accepts_any_unused_id(sim: ClassySimulator, api: httpx.Client) -> None:
     far = sim.add("supporters", id=999_999_999, last_name="Far")
-    low = sim.add("supporters", id=77, last_name="Low")
+    sim.add("supporters", id=77, last_name="Low")
     after = sim.add("supporters", last_name="After")
     assert after["id"] == 1_000_000_000
     ids = [r["id"] for r in crawl(api, "supporters")]
