@@ -103,6 +103,7 @@ class EntitySync:
         self._last_beat = datetime.min.replace(tzinfo=self.clock().tzinfo)
         self._crawl_failed = 0
         self._bulk: BulkUpsert | None = None
+        self._empty_crawl = False
         # Filled as pages commit, so a failed run still reports what it did.
         self.result = EntityResult(self.spec.key, "incremental")
 
@@ -228,6 +229,10 @@ class EntitySync:
 
     def _crawl(self) -> tuple[list[int], int]:
         self._crawl_failed = 0
+        table = self.spec.table
+        with self.engine.connect() as conn:
+            self._empty_crawl = conn.execute(sa.select(table.c.id).where(
+                table.c.organization_id == self.organization_id).limit(1)).first() is None
         first = self.client.list_page(self.spec.key, page=1, per_page=self.per_page, sort=FULL_SORT)
         totals = [first.total]
         self._store(first.data, cursor_at=None, total=first.total, seen=True)
@@ -245,6 +250,7 @@ class EntitySync:
             transaction.commit()
         finally:
             conn.close()
+        self._empty_crawl = False
         with self.engine.connect() as conn:
             seen = conn.execute(
                 sa.select(sa.func.count()).select_from(sync_seen).where(
@@ -406,15 +412,21 @@ class EntitySync:
         self._bulk.execute(conn, rows)
 
     def _existing(self, conn: Connection, ids: list[int]) -> dict[int, dict[str, Any]]:
-        if not ids:
+        if not ids or self._empty_crawl:
+            # A crawl into an empty table (a first full sync) has nothing to compare with.
             return {}
         table = self.spec.table
-        columns = [table.c.id, table.c.raw_hash, table.c.deleted_at]
+        columns = "id, raw_hash, deleted_at"
         if self.spec.supporter_column and self.spec.supporter_column != "id":
-            columns.append(table.c[self.spec.supporter_column].label("supporter"))
-        rows = conn.execute(sa.select(*columns).where(
-            table.c.organization_id == self.organization_id, table.c.id.in_(ids)))
-        return {r.id: dict(r._mapping) for r in rows}
+            columns += f", {self.spec.supporter_column} AS supporter"
+        # Ids inlined (they are ints): each page gets a plan for its own values. As a bound
+        # list the statement is prepared after a few pages, with a generic plan made while
+        # the table was still empty: a seq scan per page, quadratic over a first full sync.
+        id_list = ", ".join(str(int(i)) for i in ids)
+        rows = conn.exec_driver_sql(
+            f"SELECT {columns} FROM {table.name} "
+            f"WHERE organization_id = {int(self.organization_id)} AND id IN ({id_list})")
+        return {row.id: dict(row._mapping) for row in rows}
 
     def _read_cursor(self) -> dict[str, Any] | None:
         cursor = read_cursor(self.engine, self.organization_id, self.spec.key)
