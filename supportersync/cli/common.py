@@ -16,9 +16,10 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from supportersync.config import OrgSettings, Settings, load_settings
-from supportersync.db.engine import open_engine, require_current_schema
+from supportersync.db.engine import first_line, open_engine, require_current_schema
 from supportersync.errors import ExitCode, SupportersyncError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -71,6 +72,10 @@ def handle_errors(func: F) -> F:
             return func(*args, **kwargs)
         except SupportersyncError as exc:
             raise fail(str(exc), exc.exit_code) from None
+        except SQLAlchemyError as exc:
+            # The database went away mid-command: say so plainly; committed work stays committed.
+            raise fail(f"database error: {first_line(exc)} Committed work is kept; run the command again "
+                       "once the database is reachable.", ExitCode.FAILED) from None
 
     return wrapper  # type: ignore[return-value]
 
