@@ -230,7 +230,10 @@ class EntitySync:
     def _crawl(self) -> tuple[list[int], int]:
         self._crawl_failed = 0
         table = self.spec.table
-        with self.engine.connect() as conn:
+        with self.engine.begin() as conn:
+            # A crawl starts afresh: ids seen by an earlier, inconsistent crawl prove nothing.
+            conn.execute(sa.delete(sync_seen).where(sync_seen.c.job_id == self.job_id,
+                                                    sync_seen.c.entity == self.spec.key))
             self._empty_crawl = conn.execute(sa.select(table.c.id).where(
                 table.c.organization_id == self.organization_id).limit(1)).first() is None
         first = self.client.list_page(self.spec.key, page=1, per_page=self.per_page, sort=FULL_SORT)

@@ -326,3 +326,42 @@ def test_secret_never_sent_in_a_url(engine, setup, sim, hooked):
     sync(settings, org, engine, sim, entity="campaigns",
          transport=hooked(sim, lambda n, request: seen.append(str(request.url))))
     assert seen and not any("sim-client-secret" in url for url in seen)
+
+
+def test_a_deletion_during_a_full_crawl_loses_no_other_record(engine, db_url, sim, make_settings, hooked):
+    settings, org = make_settings(db_url, sim, per_page=10, concurrency=2)
+    victim = sorted(source(sim, "supporters"))[3]  # on page 1: every later record shifts back by one
+    state = {"deleted": False}
+
+    def delete_early(number: int, request: httpx.Request) -> None:
+        if "/supporters" in request.url.path and request.url.params.get("page") == "3" and not state["deleted"]:
+            sim.delete("supporters", victim)
+            state["deleted"] = True
+
+    outcome = sync(settings, org, engine, sim, entity="supporters", transport=hooked(sim, delete_early))
+    assert outcome.exit_code == ExitCode.OK, outcome.error
+    assert state["deleted"]
+    assert_mirrors_source(engine, sim, ["supporters"])  # nobody skipped by the shift
+    assert victim not in stored(engine, "supporters")
+
+
+def test_records_leaving_a_crowded_second_while_it_is_read(engine, db_url, sim, make_settings, hooked):
+    settings, org = make_settings(db_url, sim, per_page=10)
+    sync(settings, org, engine, sim, entity="supporters")
+    ids = sorted(source(sim, "supporters"))
+    moment = datetime.now(UTC).replace(microsecond=0)
+    for i in ids:  # 60 supporters in one second: six pages of that second alone
+        sim.update("supporters", i, at=moment, first_name=f"Crowd {i}")
+    moved: list[int] = []
+
+    def move_one(number: int, request: httpx.Request) -> None:
+        query = request.url.params.get("filter", "")
+        if query.startswith("updated_at=") and request.url.params.get("page") == "2" and not moved:
+            # An early record of the second changes again: everything after it shifts back by one.
+            sim.update("supporters", ids[0], at=moment + timedelta(seconds=1), first_name="Moved on")
+            moved.append(ids[0])
+
+    outcome = sync(settings, org, engine, sim, entity="supporters", transport=hooked(sim, move_one))
+    assert outcome.exit_code == ExitCode.OK, outcome.error
+    assert moved
+    assert_mirrors_source(engine, sim, ["supporters"])
