@@ -559,7 +559,9 @@ class MailchimpSimulator:
     def fail_next(
         self, n: int = 1, *, status: int = 500, path_contains: str | None = None, bare: bool = False
     ) -> None:
-        """Answer the next `n` matching requests with `status` (`bare`: no body at all)."""
+        """Answer the next `n` matching requests with `status` (`bare`: no body at all); 0 adds nothing."""
+        if n <= 0:
+            return
         with self._lock:
             self._failures.append(_Failure(n, status, path_contains, bare))
 
