@@ -32,6 +32,8 @@ from typing import Iterator
 
 import sqlalchemy as sa
 
+from supportersync.testing.classy_sim import settings_env
+
 ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_URL = os.environ.get("SUPPORTERSYNC_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 CLIENT_ID, CLIENT_SECRET = "bench-client", "bench-secret"
@@ -77,12 +79,8 @@ def database(kind: str) -> Iterator[str]:
 def environment(db_url: str, sim_url: str, budget: int, sim_org: int = 1001) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SUPPORTERSYNC_")}
     env.update(
+        settings_env(sim_url, client_id=CLIENT_ID, client_secret=CLIENT_SECRET, organization_id=sim_org),
         SUPPORTERSYNC_DATABASE_URL=db_url,
-        SUPPORTERSYNC_CLASSY_CLIENT_ID=CLIENT_ID,
-        SUPPORTERSYNC_CLASSY_CLIENT_SECRET=CLIENT_SECRET,
-        SUPPORTERSYNC_CLASSY_ORGANIZATION_ID=str(sim_org),
-        SUPPORTERSYNC_CLASSY_API_URL=f"{sim_url}/2.0",
-        SUPPORTERSYNC_CLASSY_TOKEN_URL=f"{sim_url}/oauth2/auth",
         SUPPORTERSYNC_CLASSY_REQUESTS_PER_MINUTE=str(budget),
         SUPPORTERSYNC_LOAD_PLUGINS="",
         SUPPORTERSYNC_CONFIG=os.devnull,

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from supportersync.db.engine import open_engine
 from supportersync.db.schema import ENTITY_TABLES, sync_jobs
 from supportersync.locking import hold_locks
-from supportersync.testing.classy_sim import ClassySimulator
+from supportersync.testing.classy_sim import ClassySimulator, RunningServer
 
 SECRET = "e2e-secret-9d8c7b"
 
@@ -29,25 +29,17 @@ def sim() -> Iterator[ClassySimulator]:
 
 
 @pytest.fixture
-def served(sim: ClassySimulator) -> Iterator[object]:
-    server = sim.serve()
-    try:
+def served(sim: ClassySimulator) -> Iterator[RunningServer]:
+    with sim.serve() as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
-def env(db_url: str, served: object, sim: ClassySimulator, tmp_path: Path) -> dict[str, str]:
+def env(db_url: str, served: RunningServer, sim: ClassySimulator, tmp_path: Path) -> dict[str, str]:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("SUPPORTERSYNC_")}
     environment.update(
+        sim.settings_env(served),
         SUPPORTERSYNC_DATABASE_URL=db_url,
-        SUPPORTERSYNC_CLASSY_CLIENT_ID="e2e-client",
-        SUPPORTERSYNC_CLASSY_CLIENT_SECRET=SECRET,
-        SUPPORTERSYNC_CLASSY_ORGANIZATION_ID=str(sim.organization_id),
-        SUPPORTERSYNC_CLASSY_API_URL=served.api_url,  # type: ignore[attr-defined]
-        SUPPORTERSYNC_CLASSY_TOKEN_URL=served.token_url,  # type: ignore[attr-defined]
-        SUPPORTERSYNC_CLASSY_REQUESTS_PER_MINUTE="0",
         SUPPORTERSYNC_CLASSY_MAX_RETRIES="1",
         SUPPORTERSYNC_SYNC_SAFETY_LAG_SECONDS="0",
         SUPPORTERSYNC_LOAD_PLUGINS="",

@@ -240,6 +240,11 @@ class ClassySimulator:
 
     # --- serving --------------------------------------------------------------------
 
+    def settings_env(self, server: RunningServer) -> dict[str, str]:
+        """Environment variables pointing supportersync at this account, served by `server`."""
+        return settings_env(server.url, client_id=self._client_id, client_secret=self._client_secret,
+                            organization_id=self.organization_id)
+
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self.handle)
 
@@ -755,6 +760,22 @@ class RunningServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def settings_env(base_url: str, *, client_id: str, client_secret: str, organization_id: int) -> dict[str, str]:
+    """The SUPPORTERSYNC_CLASSY_* variables for a simulator at `base_url` (in this process or another).
+
+    The request budget is off: the simulator is on loopback and tests and benchmarks
+    measure our side, not the budget (set SUPPORTERSYNC_CLASSY_REQUESTS_PER_MINUTE to test it).
+    """
+    return {
+        "SUPPORTERSYNC_CLASSY_CLIENT_ID": client_id,
+        "SUPPORTERSYNC_CLASSY_CLIENT_SECRET": client_secret,
+        "SUPPORTERSYNC_CLASSY_ORGANIZATION_ID": str(organization_id),
+        "SUPPORTERSYNC_CLASSY_API_URL": base_url + "/2.0",
+        "SUPPORTERSYNC_CLASSY_TOKEN_URL": base_url + TOKEN_PATH,
+        "SUPPORTERSYNC_CLASSY_REQUESTS_PER_MINUTE": "0",
+    }
 
 
 # --- command line -----------------------------------------------------------------------

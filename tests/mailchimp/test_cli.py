@@ -177,12 +177,7 @@ def test_a_disabled_key_makes_run_exit_4_and_the_synced_data_stays(env: dict[str
     with db.begin() as conn:  # the organization is the simulator's
         conn.execute(sa.text("DELETE FROM supporters"))
     with classy.serve() as classy_server:
-        environment = {**env, "SUPPORTERSYNC_CLASSY_CLIENT_ID": "cli",
-                       "SUPPORTERSYNC_CLASSY_CLIENT_SECRET": "classy-secret",
-                       "SUPPORTERSYNC_CLASSY_ORGANIZATION_ID": str(classy.organization_id),
-                       "SUPPORTERSYNC_CLASSY_API_URL": classy_server.api_url,
-                       "SUPPORTERSYNC_CLASSY_TOKEN_URL": classy_server.token_url,
-                       "SUPPORTERSYNC_CLASSY_REQUESTS_PER_MINUTE": "0", "SUPPORTERSYNC_SYNC_SAFETY_LAG_SECONDS": "0"}
+        environment = {**env, **classy.settings_env(classy_server), "SUPPORTERSYNC_SYNC_SAFETY_LAG_SECONDS": "0"}
         sim.disable_key()
         failed = invoke(environment, "run", "all")
         assert failed.exit_code == 4, failed.output

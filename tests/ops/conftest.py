@@ -27,11 +27,8 @@ def classy() -> ClassySimulator:
 
 @pytest.fixture
 def classy_server(classy: ClassySimulator) -> Iterator[Any]:
-    server = classy.serve()
-    try:
+    with classy.serve() as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
@@ -41,23 +38,15 @@ def mailchimp() -> MailchimpSimulator:
 
 @pytest.fixture
 def mailchimp_server(mailchimp: MailchimpSimulator) -> Iterator[Any]:
-    server = mailchimp.serve()
-    try:
+    with mailchimp.serve() as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
 def classy_env(monkeypatch: pytest.MonkeyPatch, classy: ClassySimulator, classy_server: Any) -> None:
     """Settings pointing at the simulated Classy account (no plugins unless a test adds them)."""
     for name, value in {
-        "SUPPORTERSYNC_CLASSY_CLIENT_ID": CLIENT_ID,
-        "SUPPORTERSYNC_CLASSY_CLIENT_SECRET": CLIENT_SECRET,
-        "SUPPORTERSYNC_CLASSY_ORGANIZATION_ID": str(classy.organization_id),
-        "SUPPORTERSYNC_CLASSY_API_URL": classy_server.api_url,
-        "SUPPORTERSYNC_CLASSY_TOKEN_URL": classy_server.token_url,
-        "SUPPORTERSYNC_CLASSY_REQUESTS_PER_MINUTE": "0",
+        **classy.settings_env(classy_server),
         "SUPPORTERSYNC_CLASSY_MAX_RETRIES": "0",
         "SUPPORTERSYNC_SYNC_SAFETY_LAG_SECONDS": "0",
         "SUPPORTERSYNC_LOAD_PLUGINS": "",
